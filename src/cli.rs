@@ -54,6 +54,15 @@ pub enum SourceArg {
     Argocd,
 }
 
+impl From<SourceArg> for crate::signal::Source {
+    fn from(s: SourceArg) -> Self {
+        match s {
+            SourceArg::Alertmanager => crate::signal::Source::Alertmanager,
+            SourceArg::Argocd => crate::signal::Source::Argocd,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the webhook receiver and the work-order pipeline.

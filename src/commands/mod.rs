@@ -6,9 +6,12 @@ use crate::cli::{Cli, Command};
 use crate::config::Overrides;
 
 mod check_config;
+pub mod demo;
 pub mod doctor;
+pub mod outcome;
 pub mod reconcile;
 pub mod render;
+pub mod replay;
 pub mod serve;
 pub mod status;
 
@@ -40,6 +43,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             templates,
             comments,
         } => render::run(&config, &file, snapshot, source, templates, comments),
-        other => anyhow::bail!("{other:?} is not built yet"),
+        Command::Demo { dir } => demo::run(dir),
+        Command::Replay {
+            config,
+            files,
+            snapshot,
+            source,
+            format,
+        } => replay::run(&config, &files, snapshot, source, format),
     }
 }

@@ -354,10 +354,7 @@ pub fn run(
         bail!("{} is empty", file.display());
     }
     let (clusters, snapshot_text) = clusters(&config)?;
-    let source = source.map(|s| match s {
-        SourceArg::Alertmanager => Source::Alertmanager,
-        SourceArg::Argocd => Source::Argocd,
-    });
+    let source = source.map(Source::from);
     let report = render_payload(
         &config,
         Arc::new(clusters),

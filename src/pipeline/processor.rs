@@ -270,6 +270,7 @@ fn signal_detail(signal: &Signal, route: &Route, basis: KeyBasis) -> serde_json:
             "priority": route.priority,
             "status": route.status,
             "tier": route.tier,
+            "reason": route.reason,
         },
         "key_basis": basis,
     })
