@@ -140,6 +140,7 @@ pub async fn run_in(dir: &Path) -> anyhow::Result<DemoRun> {
     let server = Server::start(config, listener).await?;
     let base = format!("http://{}", server.addr());
 
+    crate::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let mut sent = Vec::new();
     let mut settled = Ok(());
