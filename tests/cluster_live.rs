@@ -2,7 +2,8 @@
 //! Kubernetes API server on loopback (tests/support/fake_kube.rs). Initial sync with
 //! pagination, watch events that change health and its since-time, a `410 Gone` that
 //! forces a relist, a dropped connection that is recovered, an API server that is
-//! down and comes back, Argo CD absent, and `status`/`doctor` against the live server.
+//! down and comes back, Argo CD absent, `status`/`doctor` against the live server, and
+//! `/readyz` and `/metrics` of `triage serve` following the snapshot.
 
 #[path = "support/fake_kube.rs"]
 mod fake_kube;
@@ -639,4 +640,125 @@ async fn kubeconfig_is_found_as_kubectl_finds_it() {
         err.contains("no Kubernetes configuration found") && err.contains("--snapshot"),
         "{err}"
     );
+}
+
+/// `/readyz` of a running `triage serve` follows the live snapshot: not ready while the
+/// API server is down (the component says why), ready once the watches have listed;
+/// `/metrics` carries the cluster gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_metrics_of_serve_follow_the_snapshot() {
+    triage::tls::install_crypto_provider();
+    let fake = FakeKube::start().await;
+    fake.seed([ready_deployment("shop", "web", 2)]);
+    fake.set_unavailable(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(&fake, &dir);
+    config.store.path = dir.path().join("triage.db");
+    config.forge.dir = dir.path().join("work-orders");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = triage::commands::serve::Server::start(config, listener)
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr());
+    let http = reqwest::Client::new();
+    let readyz = || async {
+        let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    };
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = readyz().await;
+        let detail = body["components"]["cluster:default"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if detail.contains("unreachable") || tokio::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(
+        body["components"]["cluster:default"]["ready"], false,
+        "{body}"
+    );
+    assert!(
+        body["components"]["cluster:default"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("API server unreachable"),
+        "{body}"
+    );
+    assert_eq!(body["components"]["journal"]["ready"], true, "{body}");
+
+    fake.set_unavailable(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (status, body) = loop {
+        let (status, body) = readyz().await;
+        if status == 200 || tokio::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["components"]["cluster:default"],
+        json!({"ready": true, "detail": "synced, watching"})
+    );
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("triage_cluster_synced{cluster=\"default\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("triage_cluster_objects{cluster=\"default\",kind=\"Deployment\"} 1"),
+        "{metrics}"
+    );
+    server.stop().await.unwrap();
+}
+
+/// With `serve_before_sync`, `/readyz` answers 200 while the first sync is still
+/// impossible, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_before_sync_is_ready_and_says_it_is_not_synced() {
+    triage::tls::install_crypto_provider();
+    let fake = FakeKube::start().await;
+    fake.set_unavailable(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(&fake, &dir);
+    config.store.path = dir.path().join("triage.db");
+    config.forge.dir = dir.path().join("work-orders");
+    config.kubernetes.serve_before_sync = true;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = triage::commands::serve::Server::start(config, listener)
+        .await
+        .unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/readyz", server.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    let component = &body["components"]["cluster:default"];
+    assert_eq!(component["ready"], true, "{body}");
+    assert!(
+        component["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("(serving anyway: kubernetes.serve_before_sync)"),
+        "{body}"
+    );
+    server.stop().await.unwrap();
 }

@@ -498,6 +498,11 @@ impl Clusters {
         self.clusters.iter().all(|c| c.is_synced())
     }
 
+    /// `kubernetes.serve_before_sync`: `/readyz` does not wait for the first sync.
+    pub fn serves_before_sync(&self) -> bool {
+        self.serve_before_sync
+    }
+
     /// For `/readyz`: every cluster synced (or static), or `serve_before_sync` is set.
     pub fn is_ready(&self) -> bool {
         self.serve_before_sync || self.all_synced()

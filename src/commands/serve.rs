@@ -18,12 +18,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::Clusters;
 use crate::config::Config;
-use crate::ingest::{Ingest, JOURNAL_COMPONENT, Readiness};
+use crate::ingest::{ComponentState, Ingest, JOURNAL_COMPONENT, Readiness};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::store::{self, Journal};
 use crate::triage::Assessor;
+use crate::triage::context::SnapshotState;
 
 /// The readiness component that turns not-ready when shutdown begins, so load
 /// balancers stop sending before the listener closes.
@@ -96,7 +98,11 @@ impl Server {
         // The work-order pipeline: unprocessed deliveries, due work orders and pending
         // forge operations are picked up where the last process left them. Its tasks
         // run on `tasks`; `stop` waits for them before it closes the journal.
-        let assessor = assessor(&config, shutdown.clone()).await?;
+        let (assessor, clusters) = assessor(&config, shutdown.clone()).await?;
+        if let Some(clusters) = &clusters {
+            report_cluster_readiness(&readiness, clusters);
+            crate::cluster::metrics::register(clusters.clone(), metrics.registry_mut());
+        }
         let forge_metrics = crate::forge::ForgeMetrics::new();
         forge_metrics.register(metrics.registry_mut());
         let forge = crate::forge::from_config(&config, &forge_metrics)
@@ -214,25 +220,70 @@ impl Server {
 /// The cluster-aware assessor over the configured clusters (static snapshots or live
 /// watches). With no cluster configured at all and no kubeconfig to be found, Triage
 /// still files work orders, routed by their signals alone, and says so.
-async fn assessor(config: &Config, cancel: CancellationToken) -> anyhow::Result<Arc<dyn Assessor>> {
+/// The enricher over the configured clusters (also returned, for readiness and
+/// metrics), or, when nothing is configured and no kubeconfig can be found, routing by
+/// the signals alone.
+async fn assessor(
+    config: &Config,
+    cancel: CancellationToken,
+) -> anyhow::Result<(Arc<dyn Assessor>, Option<Arc<Clusters>>)> {
     let configured = config.kubernetes.snapshot.is_some()
         || config.kubernetes.kubeconfig.is_some()
         || !config.clusters.is_empty();
-    match crate::cluster::Clusters::start(config, cancel).await {
-        Ok(clusters) => Ok(Arc::new(crate::triage::enrich::Enricher::new(
-            config, clusters,
-        )?)),
+    match Clusters::start(config, cancel).await {
+        Ok(clusters) => Ok((
+            Arc::new(crate::triage::enrich::Enricher::new(
+                config,
+                clusters.clone(),
+            )?),
+            Some(clusters),
+        )),
         Err(err) if !configured => {
             tracing::warn!(
                 error = %format!("{err:#}"),
                 "no cluster access (no kubernetes.snapshot, no kubeconfig, not in a cluster): \
                  work orders are routed by their signals alone, without workload context"
             );
-            Ok(Arc::new(crate::pipeline::assess::ContextlessAssessor::new(
-                config.kubernetes.default_cluster.clone(),
-            )))
+            Ok((
+                Arc::new(crate::pipeline::assess::ContextlessAssessor::new(
+                    config.kubernetes.default_cluster.clone(),
+                )),
+                None,
+            ))
         }
         Err(err) => Err(err.context("cannot set up the cluster snapshot")),
+    }
+}
+
+/// One `/readyz` component per cluster, `cluster:<name>`, read from its snapshot at
+/// each request: a live cluster is ready once every watch has listed, and stops being
+/// ready while its API server is unreachable (enrichment would be stale), unless
+/// `kubernetes.serve_before_sync` says to accept deliveries regardless — they are
+/// journaled either way and enriched at their debounce deadline.
+fn report_cluster_readiness(readiness: &Readiness, clusters: &Arc<Clusters>) {
+    let serve_anyway = clusters.serves_before_sync();
+    for cluster in clusters.clusters() {
+        let cluster = cluster.clone();
+        readiness.add_probe(
+            &format!("cluster:{}", cluster.name),
+            Arc::new(move || {
+                let (state, detail) = cluster.state();
+                let synced = matches!(state, SnapshotState::Synced | SnapshotState::Static);
+                let mut detail = match (state, detail) {
+                    (SnapshotState::Static, _) => "static snapshot".to_string(),
+                    (SnapshotState::Synced, _) => "synced, watching".to_string(),
+                    (_, Some(detail)) => detail,
+                    (_, None) => "not synced".to_string(),
+                };
+                if !synced && serve_anyway {
+                    detail.push_str(" (serving anyway: kubernetes.serve_before_sync)");
+                }
+                ComponentState {
+                    ready: synced || serve_anyway,
+                    detail,
+                }
+            }),
+        );
     }
 }
 

@@ -1,6 +1,8 @@
 //! Readiness: named components, each ready or not with a detail string. `/readyz`
 //! answers 200 when all are ready, else 503 listing what is not. Components are set by
-//! their owners (the journal check, the cluster snapshot, shutdown).
+//! their owners (the journal check, shutdown) or, when their state changes on its own
+//! (a cluster snapshot syncing, losing its API server), read through a probe at each
+//! report so `/readyz` never shows a stale answer.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -13,10 +15,22 @@ pub struct ComponentState {
     pub detail: String,
 }
 
+/// Computes a component's state when `/readyz` is asked.
+pub type Probe = Arc<dyn Fn() -> ComponentState + Send + Sync>;
+
 /// Shared, cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Readiness {
     components: Arc<RwLock<BTreeMap<String, ComponentState>>>,
+    probes: Arc<RwLock<BTreeMap<String, Probe>>>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("report", &self.report())
+            .finish()
+    }
 }
 
 /// What `/readyz` reports.
@@ -52,14 +66,30 @@ impl Readiness {
         self.set(component, false, detail);
     }
 
+    /// Adds (or replaces) a component whose state `probe` computes at each report.
+    pub fn add_probe(&self, component: &str, probe: Probe) {
+        self.probes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(component.to_string(), probe);
+    }
+
     pub fn report(&self) -> ReadinessReport {
-        let map = self
+        let mut components = self
             .components
             .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let probes = self
+            .probes
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (name, probe) in probes.iter() {
+            components.insert(name.clone(), probe());
+        }
         ReadinessReport {
-            ready: map.values().all(|c| c.ready),
-            components: map.clone(),
+            ready: components.values().all(|c| c.ready),
+            components,
         }
     }
 }
@@ -82,5 +112,25 @@ mod tests {
         );
         r.clone().set_ready("cluster:prod", "synced");
         assert!(r.report().ready);
+    }
+
+    #[test]
+    fn probes_are_read_at_each_report() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let r = Readiness::new();
+        let synced = Arc::new(AtomicBool::new(false));
+        let seen = synced.clone();
+        r.add_probe(
+            "cluster:prod",
+            Arc::new(move || ComponentState {
+                ready: seen.load(Ordering::Relaxed),
+                detail: "probed".into(),
+            }),
+        );
+        assert!(!r.report().ready);
+        synced.store(true, Ordering::Relaxed);
+        let report = r.report();
+        assert!(report.ready);
+        assert_eq!(report.components["cluster:prod"].detail, "probed");
     }
 }
