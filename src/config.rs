@@ -718,6 +718,9 @@ pub struct LabelsConfig {
     pub tier_prefix: String,
     /// `action/escalate` … `action/log`.
     pub action_prefix: String,
+    /// A human adds this label to an issue to stop Triage's comments on it (state and
+    /// label changes go on); removing it lets them resume.
+    pub mute: String,
 }
 
 impl Default for LabelsConfig {
@@ -731,6 +734,7 @@ impl Default for LabelsConfig {
             priority_prefix: "priority/".into(),
             tier_prefix: "tier/".into(),
             action_prefix: "action/".into(),
+            mute: "triage/mute".into(),
         }
     }
 }

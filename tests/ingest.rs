@@ -1205,3 +1205,143 @@ async fn store_failure_answers_503_so_senders_retry_and_readiness_drops() {
     );
     triage.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Forge webhooks in
+
+/// `POST /v1/github` and `/v1/gitea` on the running server: refused without a secret or
+/// with a bad signature, other events ignored, issues Triage did not file left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forge_webhooks_are_verified_and_routed() {
+    use triage::forge::webhook::{gitea_signature, github_signature};
+    let unconfigured = TestServer::start(|_| {}).await;
+    let closed = fixture("github/issues_closed_webhook_event.json");
+    let r = unconfigured
+        .http
+        .post(unconfigured.url("/v1/github"))
+        .header("x-github-event", "issues")
+        .header(
+            "x-hub-signature-256",
+            github_signature(b"anything", &closed),
+        )
+        .body(closed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("github.webhook_secret"), "{body}");
+    unconfigured.stop().await;
+
+    let triage = TestServer::start(|c| {
+        c.github.webhook_secret = Some(Secret::new("gh-secret"));
+        c.gitea.webhook_secret = Some(Secret::new("gitea-secret"));
+    })
+    .await;
+    let post = |path: &'static str, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut req = triage.http.post(triage.url(path)).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+
+    // A tampered body, a signature with the wrong secret, none at all.
+    let mut tampered = closed.clone();
+    tampered[10] ^= 1;
+    for (sig, body) in [
+        (Some(github_signature(b"gh-secret", &closed)), tampered),
+        (Some(github_signature(b"wrong", &closed)), closed.clone()),
+        (None, closed.clone()),
+    ] {
+        let mut headers = vec![("x-github-event", "issues".to_string())];
+        if let Some(sig) = sig {
+            headers.push(("x-hub-signature-256", sig));
+        }
+        let (status, text) = post("/v1/github", headers, body).await;
+        assert_eq!(status, 401, "{text}");
+        assert!(text.contains("missing or invalid signature"), "{text}");
+    }
+
+    // Verified: a ping is ignored; a real closed event for an issue Triage did not file
+    // (no key marker) is not ours.
+    let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#.to_vec();
+    let (status, text) = post(
+        "/v1/github",
+        vec![
+            ("x-github-event", "ping".into()),
+            ("x-hub-signature-256", github_signature(b"gh-secret", &ping)),
+        ],
+        ping,
+    )
+    .await;
+    assert_eq!((status, text.contains("ignored")), (200, true), "{text}");
+    let (status, text) = post(
+        "/v1/github",
+        vec![
+            ("x-github-event", "issues".into()),
+            (
+                "x-hub-signature-256",
+                github_signature(b"gh-secret", &closed),
+            ),
+        ],
+        closed.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["status"], "not_ours", "{v}");
+
+    // Gitea signs without a prefix, in its own header.
+    let gitea = fixture("gitea/issues_label_updated_webhook_event.json");
+    let (status, text) = post(
+        "/v1/gitea",
+        vec![
+            ("x-gitea-event", "issues".into()),
+            (
+                "x-gitea-signature",
+                gitea_signature(b"gitea-secret", &gitea),
+            ),
+        ],
+        gitea.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _) = post(
+        "/v1/gitea",
+        vec![
+            ("x-gitea-event", "issues".into()),
+            ("x-gitea-signature", gitea_signature(b"gh-secret", &gitea)),
+        ],
+        gitea,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Verified but not an issues payload: 400 saying why.
+    let junk = br#"{"action":"closed"}"#.to_vec();
+    let (status, text) = post(
+        "/v1/github",
+        vec![
+            ("x-github-event", "issues".into()),
+            ("x-hub-signature-256", github_signature(b"gh-secret", &junk)),
+        ],
+        junk,
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("invalid GitHub issues event payload"),
+        "{text}"
+    );
+
+    let r = triage.get("/v1/github").await;
+    assert_eq!(r.status, 405);
+    assert!(r.body.contains("must use POST"), "{}", r.body);
+    triage.stop().await;
+}

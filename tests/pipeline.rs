@@ -1735,3 +1735,191 @@ lease = "2s"
         db.drop_db().await;
     }
 }
+
+/// A real GitHub `issues` event (from octocrab's captured payloads), pointed at the work
+/// order's issue: the repository, number, body marker and time are set, the rest is as
+/// GitHub sent it.
+fn github_issue_event(
+    name: &str,
+    issue: &IssueRef,
+    key: &str,
+    updated_at: Timestamp,
+    label: Option<&str>,
+) -> triage::forge::webhook::IssueEvent {
+    let mut v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(format!(
+            "{}/tests/fixtures/github/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    v["repository"]["full_name"] = issue.repo.to_string().into();
+    v["issue"]["number"] = issue.number.into();
+    v["issue"]["body"] = format!("work order\n\n<!-- triage:key={key} -->").into();
+    v["issue"]["updated_at"] = updated_at.to_string().into();
+    if let Some(label) = label {
+        v["label"]["name"] = label.into();
+    }
+    triage::forge::webhook::parse_github_issue_event("issues", &serde_json::to_vec(&v).unwrap())
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_human_closing_muting_and_reopening_the_issue_is_followed() {
+    use triage::pipeline::issue_events::IssueEventOutcome;
+    let rig = rig().await;
+    rig.cluster
+        .set("store-front", Tier::Critical, HealthStatus::Red);
+    let p = &rig.pipeline;
+    journal_at(
+        &rig.store,
+        t(0),
+        &[crashloop(
+            "00000000000000a1",
+            "store-front-7d9f-aaaaa",
+            SignalStatus::Firing,
+            0,
+        )],
+    )
+    .await;
+    p.process_at(t(1)).await.unwrap();
+    assert_eq!(drain(p, t(1)).await, [Attempt::Done]);
+    let key = "prod/pets/deployment/store-front";
+    let row = rig.store.work.work_order(key).await.unwrap().unwrap();
+    let issue = row.issue.clone().unwrap();
+
+    // An issue Triage does not track, and an older issue of the same key: not ours.
+    let mut other = issue.clone();
+    other.number += 1;
+    let outcome = p
+        .apply_issue_event(
+            &github_issue_event("issues_closed_webhook_event.json", &other, key, t(2), None),
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, IssueEventOutcome::NotOurs { .. }),
+        "{outcome:?}"
+    );
+    // A label other than the mute label changes nothing.
+    let outcome = p
+        .apply_issue_event(
+            &github_issue_event("issues_labeled_webhook_event.json", &issue, key, t(2), None),
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, IssueEventOutcome::Unchanged { .. }),
+        "{outcome:?}"
+    );
+
+    // Muted: a new occurrence after the comment interval is counted, not commented.
+    let mute = github_issue_event(
+        "issues_labeled_webhook_event.json",
+        &issue,
+        key,
+        t(3),
+        Some("triage/mute"),
+    );
+    let outcome = p.apply_issue_event(&mute, t(3)).await.unwrap();
+    assert!(
+        matches!(&outcome, IssueEventOutcome::Applied { decisions, .. } if decisions[0].kind() == "mute"),
+        "{outcome:?}"
+    );
+    journal_at(
+        &rig.store,
+        t(700),
+        &[crashloop(
+            "00000000000000a2",
+            "store-front-7d9f-bbbbb",
+            SignalStatus::Firing,
+            690,
+        )],
+    )
+    .await;
+    p.process_at(t(700)).await.unwrap();
+    assert_eq!(drain(p, t(700)).await, [], "muted: no comment");
+    let row = rig.store.work.work_order(key).await.unwrap().unwrap();
+    let timeline = rig.store.work.timeline(row.id).await.unwrap();
+    assert_eq!(
+        timeline
+            .iter()
+            .map(|e| e.decision.as_str())
+            .collect::<Vec<_>>(),
+        ["open", "mute", "throttle"]
+    );
+    assert!(
+        timeline[2].detail.to_string().contains("muted"),
+        "{:?}",
+        timeline[2]
+    );
+    // The same label event again (a redelivery) changes nothing.
+    assert!(matches!(
+        p.apply_issue_event(&mute, t(701)).await.unwrap(),
+        IssueEventOutcome::Unchanged { .. }
+    ));
+
+    // A close from before Triage opened the issue is stale; a human's close now counts.
+    let stale = github_issue_event("issues_closed_webhook_event.json", &issue, key, t(0), None);
+    assert!(matches!(
+        p.apply_issue_event(&stale, t(702)).await.unwrap(),
+        IssueEventOutcome::Unchanged { .. }
+    ));
+    let closed = github_issue_event(
+        "issues_closed_webhook_event.json",
+        &issue,
+        key,
+        t(702),
+        None,
+    );
+    let outcome = p.apply_issue_event(&closed, t(702)).await.unwrap();
+    assert!(
+        matches!(&outcome, IssueEventOutcome::Applied { decisions, .. } if decisions[0].kind() == "human_close"),
+        "{outcome:?}"
+    );
+    let row = rig.store.work.work_order(key).await.unwrap().unwrap();
+    assert_eq!(row.state.phase, Phase::Closed);
+    assert_eq!(
+        row.state.next_check, None,
+        "no rechecks of a closed work order"
+    );
+    // Triage's own close echoing back later changes nothing either.
+    assert!(matches!(
+        p.apply_issue_event(&closed, t(703)).await.unwrap(),
+        IssueEventOutcome::Unchanged { .. }
+    ));
+
+    // A human reopens it: open again, held open — the recovered comment does not
+    // promise a close and the quiet period does not close it.
+    let reopened = github_issue_event(
+        "issues_closed_webhook_event.json",
+        &issue,
+        key,
+        t(800),
+        None,
+    );
+    let mut reopened = reopened;
+    reopened.action = triage::forge::webhook::IssueAction::Reopened;
+    let outcome = p.apply_issue_event(&reopened, t(800)).await.unwrap();
+    assert!(
+        matches!(&outcome, IssueEventOutcome::Applied { decisions, .. } if decisions[0].kind() == "human_reopen"),
+        "{outcome:?}"
+    );
+    let row = rig.store.work.work_order(key).await.unwrap().unwrap();
+    assert_eq!(row.state.phase, Phase::Open);
+    assert!(row.state.held_open && row.state.muted);
+    rig.cluster.set_health("store-front", HealthStatus::Green);
+    p.tick_at(t(900)).await.unwrap();
+    p.tick_at(t(900 + 2000)).await.unwrap();
+    let row = rig.store.work.work_order(key).await.unwrap().unwrap();
+    assert_eq!(
+        row.state.phase,
+        Phase::Resolved,
+        "held open: recovered, not closed"
+    );
+    assert_eq!(drain(p, t(2900)).await, [], "muted: no recovered comment");
+}

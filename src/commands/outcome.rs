@@ -167,6 +167,9 @@ fn not_filed(key: &str, entry: &TimelineRow, last: &str) -> Vec<NotFiled> {
                         ThrottleReason::Identical => {
                             "counted, not commented: it would say what the last comment said".into()
                         }
+                        ThrottleReason::Muted => {
+                            "counted, not commented: the issue is muted (triage/mute label)".into()
+                        }
                     },
                 ),
                 _ => return None,

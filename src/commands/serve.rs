@@ -127,8 +127,10 @@ impl Server {
             readiness.clone(),
             stored,
         );
+        let forge_webhooks =
+            crate::ingest::forge_webhook::ForgeWebhooks::new(&config, pipeline.clone());
         let app = ingest
-            .router()
+            .router_with(forge_webhooks.router())
             .into_make_service_with_connect_info::<SocketAddr>();
         let token = shutdown.clone();
         let http = tokio::spawn(async move {

@@ -142,8 +142,11 @@ pub struct IssueEvent {
     pub labels: Vec<String>,
     /// The label added or removed (GitHub `labeled` / `unlabeled`).
     pub label: Option<String>,
-    /// Login of who did it (to tell Triage's own changes from a human's).
+    /// Login of who did it.
     pub sender: Option<String>,
+    /// When the forge says the issue last changed (`issue.updated_at`); tells a late
+    /// echo of Triage's own change from a human's newer one.
+    pub updated_at: Option<jiff::Timestamp>,
 }
 
 /// The event payload could not be read.
@@ -176,6 +179,8 @@ struct PayloadIssue {
     labels: Option<Vec<PayloadLabel>>,
     #[serde(default)]
     pull_request: Option<serde_json::Value>,
+    #[serde(default)]
+    updated_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +274,13 @@ fn parse_issue_event(
             .collect(),
         label: p.label.map(|l| l.name),
         sender: p.sender.map(|s| s.login),
+        // GitHub writes `Z`, Gitea an offset (`+01:00`); an unreadable time only costs
+        // the staleness check.
+        updated_at: p
+            .issue
+            .updated_at
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok()),
     }))
 }
 

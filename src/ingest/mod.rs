@@ -39,6 +39,7 @@ use crate::store::Journal;
 pub mod alertmanager;
 pub mod argocd;
 pub mod auth;
+pub mod forge_webhook;
 pub mod json;
 pub mod limits;
 pub mod readiness;
@@ -147,6 +148,12 @@ impl Ingest {
 
     /// The full router: webhooks, probes, metrics, with request ids and tracing.
     pub fn router(&self) -> Router {
+        self.router_with(Router::new())
+    }
+
+    /// [`Ingest::router`] plus `extra` routes (the forge webhooks), under the same
+    /// request ids, tracing and panic handling.
+    pub fn router_with(&self, extra: Router) -> Router {
         let not_post = || webhook::method_not_allowed;
         Router::new()
             .route(
@@ -159,6 +166,7 @@ impl Ingest {
             .route("/metrics", get(metrics))
             .fallback(not_found)
             .with_state(self.state.clone())
+            .merge(extra)
             // A bug must not drop the connection silently: answer 500 in JSON.
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(PropagateRequestIdLayer::x_request_id())

@@ -19,6 +19,7 @@
 //! orders and pending operations are simply what the loops pick up first.
 
 pub mod assess;
+pub mod issue_events;
 pub mod metrics;
 mod outbox;
 pub mod plan;

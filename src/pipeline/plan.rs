@@ -69,12 +69,23 @@ pub struct PlanContext<'a> {
     pub previous_issue: Option<u64>,
     /// Where a new issue goes.
     pub repo: &'a RepoRef,
+    /// A human muted the issue (`triage/mute`): state and label changes still happen,
+    /// comments do not.
+    pub muted: bool,
+    /// A human reopened the issue: it is not closed automatically, and the recovered
+    /// comment does not say it will be.
+    pub held_open: bool,
 }
 
 /// The forge operations for `decisions`, in the order they must be performed.
 pub fn plan(decisions: &[Decision], cx: &PlanContext<'_>) -> Vec<Operation> {
     let wo = cx.work_order;
     let mut ops = Vec::new();
+    let push_comment = |ops: &mut Vec<Operation>, event: &CommentEvent| {
+        if !cx.muted {
+            ops.push(comment(cx, event));
+        }
+    };
     for decision in decisions {
         match decision {
             Decision::Open { .. } => {
@@ -102,12 +113,12 @@ pub fn plan(decisions: &[Decision], cx: &PlanContext<'_>) -> Vec<Operation> {
                     state: IssueState::Open,
                     reason: None,
                 });
-                ops.push(comment(
-                    cx,
+                push_comment(
+                    &mut ops,
                     &CommentEvent::Reopened {
                         closed_at: wo.closed_at,
                     },
-                ));
+                );
             }
             Decision::Comment {
                 reason,
@@ -125,7 +136,7 @@ pub fn plan(decisions: &[Decision], cx: &PlanContext<'_>) -> Vec<Operation> {
                         occurrences: *occurrences,
                     },
                 };
-                ops.push(comment(cx, &event));
+                push_comment(&mut ops, &event);
             }
             Decision::RouteChange { from, to } => {
                 let old = render::route_labels(from, cx.labels);
@@ -139,23 +150,23 @@ pub fn plan(decisions: &[Decision], cx: &PlanContext<'_>) -> Vec<Operation> {
                 if !add.is_empty() {
                     ops.push(Operation::AddLabels { labels: add });
                 }
-                ops.push(comment(
-                    cx,
+                push_comment(
+                    &mut ops,
                     &CommentEvent::RouteChange {
                         from: from.clone(),
                         to: to.clone(),
                     },
-                ));
+                );
             }
             Decision::Resolve => {
                 let closes_at = wo
                     .resolved_at
-                    .filter(|_| cx.rules.auto_close)
+                    .filter(|_| cx.rules.auto_close && !cx.held_open)
                     .and_then(|r| r.checked_add(cx.rules.close_after).ok());
-                ops.push(comment(cx, &CommentEvent::Recovered { closes_at }));
+                push_comment(&mut ops, &CommentEvent::Recovered { closes_at });
             }
             Decision::Close => {
-                ops.push(comment(cx, &CommentEvent::Closed));
+                push_comment(&mut ops, &CommentEvent::Closed);
                 ops.push(Operation::SetState {
                     state: IssueState::Closed,
                     reason: Some(CloseReason::Completed),
@@ -165,7 +176,10 @@ pub fn plan(decisions: &[Decision], cx: &PlanContext<'_>) -> Vec<Operation> {
             | Decision::Throttle { .. }
             | Decision::Suppress
             | Decision::Record
-            | Decision::Ignore { .. } => {}
+            | Decision::Ignore { .. }
+            | Decision::HumanClose
+            | Decision::HumanReopen
+            | Decision::Mute { .. } => {}
         }
     }
     ops
@@ -264,6 +278,8 @@ mod tests {
                 labels: &LabelsConfig::default(),
                 renderer,
                 previous_issue: previous,
+                muted: false,
+                held_open: false,
             },
         )
     }

@@ -181,6 +181,9 @@ impl Pipeline {
                     | Decision::Suppress
                     | Decision::Record
                     | Decision::Ignore { .. }
+                    | Decision::HumanClose
+                    | Decision::HumanReopen
+                    | Decision::Mute { .. }
             )
         });
         if !needs_ops {
@@ -238,6 +241,8 @@ impl Pipeline {
                     None
                 },
                 repo: &choice.repo,
+                muted: row.state.muted,
+                held_open: row.state.held_open,
             },
         );
         let redactor = &self.settings.redactor;

@@ -150,6 +150,8 @@ pub enum ThrottleReason {
     Interval,
     /// The comment would say what the last one said.
     Identical,
+    /// A human put the `triage/mute` label on the issue.
+    Muted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -204,6 +206,26 @@ pub enum Decision {
     Ignore {
         reason: IgnoreReason,
     },
+    /// A human closed the issue: the work order is closed; its next failure follows the
+    /// reopen rules.
+    HumanClose,
+    /// A human reopened the issue: the work order is open again and is not closed
+    /// automatically (the human decides when it is done).
+    HumanReopen,
+    /// A human added (`true`) or removed the mute label: no comments while muted.
+    Mute {
+        muted: bool,
+    },
+}
+
+/// What a human did to a work order's issue, from a forge webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueChange {
+    Closed,
+    Reopened,
+    Muted,
+    Unmuted,
 }
 
 impl Decision {
@@ -221,10 +243,13 @@ impl Decision {
             Decision::Suppress => "suppress",
             Decision::Record => "record",
             Decision::Ignore { .. } => "ignore",
+            Decision::HumanClose => "human_close",
+            Decision::HumanReopen => "human_reopen",
+            Decision::Mute { .. } => "mute",
         }
     }
 
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 14] = [
         "wait",
         "open",
         "reopen",
@@ -236,6 +261,9 @@ impl Decision {
         "suppress",
         "record",
         "ignore",
+        "human_close",
+        "human_reopen",
+        "mute",
     ];
 }
 
@@ -347,6 +375,17 @@ pub struct State {
     /// The latest firing signal, for re-enriching at the deadline and on rechecks
     /// (see [`State::probe`]).
     pub last_signal: Option<Signal>,
+    /// A human put the mute label on the issue: no comments until it is removed.
+    #[serde(default)]
+    pub muted: bool,
+    /// A human reopened the issue: Triage does not close it automatically.
+    #[serde(default)]
+    pub held_open: bool,
+    /// When Triage last decided to open, reopen or close the issue. A forge event about
+    /// the issue's state from before then is an echo of Triage's own change (or older
+    /// than it), not a human's.
+    #[serde(default)]
+    pub issue_changed_at: Option<Timestamp>,
 }
 
 const RECENT_MAX: usize = 64;
@@ -408,6 +447,9 @@ impl State {
             context: None,
             argocd: None,
             last_signal: None,
+            muted: false,
+            held_open: false,
+            issue_changed_at: None,
         }
     }
 
@@ -517,6 +559,63 @@ impl State {
         let decisions = self.tick_decisions(context, route, rules, now);
         self.reschedule(rules, now, true);
         decisions
+    }
+
+    /// Handles what a human did to the issue (a verified forge webhook). `changed_at` is
+    /// when the forge says the issue changed; a state change from before Triage's own
+    /// latest open, reopen or close is stale and changes nothing. Returns nothing when
+    /// the work order already is as the event says (Triage's own changes echo back).
+    pub fn on_issue_change(
+        &mut self,
+        change: IssueChange,
+        changed_at: Option<Timestamp>,
+        rules: &Rules,
+        now: Timestamp,
+    ) -> Vec<Decision> {
+        let stale = matches!(change, IssueChange::Closed | IssueChange::Reopened)
+            && matches!((changed_at, self.issue_changed_at), (Some(at), Some(ours)) if at < ours);
+        if stale {
+            return Vec::new();
+        }
+        let decision = match change {
+            IssueChange::Closed if self.issue_open() => {
+                self.close(now);
+                // Whatever fired belongs to the episode the human closed; the next
+                // failure starts a new one (and reopens within the window).
+                for series in self.series.values_mut() {
+                    series.firing = false;
+                }
+                self.held_open = false;
+                Decision::HumanClose
+            }
+            IssueChange::Reopened if !self.issue_open() && self.issues_opened > 0 => {
+                if self.phase == Phase::Pending {
+                    // A failure was debouncing towards a reopen: the human was faster.
+                    if let Some(route) = self.pending_route.take() {
+                        self.route = Some(route);
+                    }
+                    self.deadline = None;
+                    self.reopen_candidate = false;
+                }
+                self.phase = Phase::Open;
+                self.closed_at = None;
+                self.resolved_at = None;
+                self.held_open = true;
+                self.issue_changed_at = Some(now);
+                Decision::HumanReopen
+            }
+            IssueChange::Muted if !self.muted => {
+                self.muted = true;
+                Decision::Mute { muted: true }
+            }
+            IssueChange::Unmuted if self.muted => {
+                self.muted = false;
+                Decision::Mute { muted: false }
+            }
+            _ => return Vec::new(),
+        };
+        self.reschedule(rules, now, true);
+        vec![decision]
     }
 
     fn signal_decisions(
@@ -673,7 +772,7 @@ impl State {
                 let quiet_over = self
                     .resolved_at
                     .is_some_and(|r| after(r, rules.close_after) <= now);
-                if rules.auto_close && quiet_over {
+                if rules.auto_close && !self.held_open && quiet_over {
                     self.close(now);
                     vec![Decision::Close]
                 } else {
@@ -701,6 +800,7 @@ impl State {
         let pending_route = self.pending_route.take();
         self.deadline = None;
         self.phase = Phase::Open;
+        self.issue_changed_at = Some(now);
         self.last_comment_at = Some(now);
         self.last_comment_digest = self.last_signal.as_ref().map(signal_digest);
         self.commented_occurrences = self.occurrences;
@@ -772,6 +872,7 @@ impl State {
         self.phase = Phase::Closed;
         self.closed_at = Some(now);
         self.resolved_at = None;
+        self.issue_changed_at = Some(now);
     }
 
     fn repeat(&mut self, signal: &Signal, rules: &Rules, now: Timestamp) -> Decision {
@@ -793,6 +894,13 @@ impl State {
     }
 
     fn comment(&mut self, reason: CommentReason, digest: String, now: Timestamp) -> Decision {
+        if self.muted {
+            // Counted (occurrences stay ahead of commented_occurrences), not said: the
+            // first comment after unmuting tells how many happened meanwhile.
+            return Decision::Throttle {
+                reason: ThrottleReason::Muted,
+            };
+        }
         let since_last = self.occurrences.saturating_sub(self.commented_occurrences);
         self.last_comment_at = Some(now);
         self.last_comment_digest = Some(digest);
@@ -1050,7 +1158,7 @@ impl State {
             Phase::Resolved => {
                 let close = self
                     .resolved_at
-                    .filter(|_| rules.auto_close)
+                    .filter(|_| rules.auto_close && !self.held_open)
                     .map(|r| after(r, rules.close_after));
                 let recheck = recheck(self.next_check);
                 Some(close.map_or(recheck, |c| c.min(recheck)))
