@@ -389,7 +389,7 @@ pub struct State {
 }
 
 const RECENT_MAX: usize = 64;
-const SERIES_MAX: usize = 512;
+pub const SERIES_MAX: usize = 512;
 // The state is rewritten with every batch that touches the work order: keep it small.
 const MESSAGE_MAX: usize = 1000;
 
@@ -1016,16 +1016,33 @@ impl State {
             entry.runbook_url = signal.annotations.get("runbook_url").cloned();
             entry.labels = signal.labels.clone();
         }
-        if self.series.len() > SERIES_MAX {
-            // Drop the longest-quiet series that no longer counts.
-            if let Some(oldest) = self
-                .series
-                .iter()
-                .filter(|(_, s)| !s.active())
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| k.clone())
-            {
-                self.series.remove(&oldest);
+        self.trim_series();
+    }
+
+    /// Keeps at most `SERIES_MAX` series: the state is rewritten with every batch that
+    /// touches the work order, and a workload whose pods crash-loop for days produces a
+    /// new alert (fingerprint) per pod. Drops the longest-quiet series that no longer
+    /// counts first; when every one still fires, the longest-quiet alert whose failure
+    /// the snapshot observes (its workload's health still decides), then any alert.
+    /// Argo CD series are never dropped: there are at most two.
+    fn trim_series(&mut self) {
+        while self.series.len() > SERIES_MAX {
+            let oldest = |keep: &dyn Fn(&Series) -> bool| {
+                self.series
+                    .iter()
+                    .filter(|(_, s)| keep(s))
+                    .min_by_key(|(_, s)| s.last_seen)
+                    .map(|(k, _)| k.clone())
+            };
+            let alert = |s: &Series| s.kind == SeriesKind::Alert;
+            let victim = oldest(&|s| !s.active())
+                .or_else(|| oldest(&|s| alert(s) && s.observable))
+                .or_else(|| oldest(&alert));
+            match victim {
+                Some(key) => {
+                    self.series.remove(&key);
+                }
+                None => break,
             }
         }
     }
@@ -1056,6 +1073,7 @@ impl State {
             entry.firing = false;
             entry.started_at = signal.started_at;
             entry.last_seen = at;
+            self.trim_series();
             return;
         }
         // Argo CD `on-deployed` (or any resolved Argo CD signal): the app is synced and

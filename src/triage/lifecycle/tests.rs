@@ -1365,3 +1365,31 @@ fn state_round_trips_through_json() {
     assert_eq!(back, s);
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn a_crash_loop_through_many_pods_keeps_the_state_bounded() {
+    // Days of crash-looping pods: each pod is a new alert that never resolves.
+    let mut s = opened();
+    let red = ctx(Some(HealthStatus::Red));
+    for i in 0..(SERIES_MAX as i64 + 300) {
+        feed(
+            &mut s,
+            &crashloop(
+                &format!("{i:016x}"),
+                &format!("store-front-7d9f-{i}"),
+                100 + i,
+            ),
+            &red,
+            &warn(),
+            t(100 + i),
+        );
+    }
+    assert!(s.series.len() <= SERIES_MAX, "{}", s.series.len());
+    let newest = format!("{:016x}", SERIES_MAX as i64 + 299);
+    assert!(
+        s.series.keys().any(|k| k.contains(&newest)),
+        "the newest alert is kept"
+    );
+    assert!(s.failing(&red), "still failing after the trim");
+    assert_eq!(s.phase, Phase::Open);
+}
